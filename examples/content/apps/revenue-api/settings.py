@@ -1,0 +1,1 @@
+REGIONS = ("emea", "americas", "apac")
