@@ -20,26 +20,52 @@ from .versions import (
     at_least,
 )
 
-__all__ = ["SECRET_KEY_PATTERN", "Integration", "ServerView", "redact_config"]
+__all__ = [
+    "REDACTED",
+    "Integration",
+    "ServerView",
+    "is_secret_key",
+    "redact_config",
+    "redact_value",
+]
 
-# A config key whose name contains one of these is treated as a secret.
-SECRET_KEY_PATTERN = re.compile(
-    r"secret|password|passwd|token|key|credential|private", re.IGNORECASE
+# Words that make a config key secret wherever they appear in its name.
+_ALWAYS_SECRET = re.compile(r"secret|password|passwd|passphrase|credential|private", re.IGNORECASE)
+# Words that make a key secret as a whole word ("refresh_token", "api_key"), unless
+# another word says the value only points at or describes one ("token_uri", "key_id").
+_SECRET_WORDS = frozenset({"token", "key", "apikey", "pat"})
+_DESCRIPTIVE_WORDS = frozenset(
+    {"uri", "url", "endpoint", "method", "type", "id", "name", "mode", "header", "expiry"}
 )
 REDACTED = "<redacted>"
 
 
+def is_secret_key(key: str) -> bool:
+    """Whether a config value under ``key`` may be a secret and must not be shown."""
+    if _ALWAYS_SECRET.search(key):
+        return True
+    words = {word for word in re.split(r"[^a-z0-9]+", key.lower()) if word}
+    # camelCase keys ("accessToken") split on case changes as well.
+    words |= {w.lower() for w in re.findall(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])", key)}
+    return bool(words & _SECRET_WORDS) and not words & _DESCRIPTIVE_WORDS
+
+
+def redact_value(value: Any) -> Any:
+    """``value`` with every secret-looking mapping entry replaced, at any depth."""
+    if isinstance(value, Mapping):
+        return {
+            key: REDACTED if is_secret_key(str(key)) else redact_value(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [redact_value(item) for item in value]
+    return value
+
+
 def redact_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of ``config`` with secret-looking values replaced, at any depth."""
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        if SECRET_KEY_PATTERN.search(str(key)):
-            out[key] = REDACTED
-        elif isinstance(value, Mapping):
-            out[key] = redact_config(value)
-        else:
-            out[key] = value
-    return out
+    """A copy of an integration's ``config`` that is safe to show."""
+    redacted: dict[str, Any] = redact_value(config)
+    return redacted
 
 
 def _optional_str(value: Any) -> str | None:

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .integrations import REDACTED, SECRET_KEY_PATTERN, Integration, ServerView
+from .integrations import REDACTED, Integration, ServerView, is_secret_key, redact_value
 from .manifest import IntegrationRequest, compile_pattern, pattern_problem
 from .versions import AUTO_ASSOCIATION, INTEGRATIONS_API, MULTIPLE_ASSOCIATIONS, at_least
 
@@ -128,22 +128,11 @@ def _show(value: Any) -> str:
     if isinstance(value, str):
         # Clip inside the quotes, so a long string still reads as a string.
         return json.dumps(_clip(value), ensure_ascii=False)
-    return _clip(json.dumps(_redacted(value), ensure_ascii=False, separators=(", ", ": ")))
+    return _clip(json.dumps(redact_value(value), ensure_ascii=False, separators=(", ", ": ")))
 
 
 def _show_pattern(pattern: str) -> str:
     return f"/{_clip(_escape_controls(pattern))}/"
-
-
-def _redacted(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {
-            key: REDACTED if SECRET_KEY_PATTERN.search(str(key)) else _redacted(item)
-            for key, item in value.items()
-        }
-    if isinstance(value, list | tuple):
-        return [_redacted(item) for item in value]
-    return value
 
 
 def _config_path(key: str) -> str:
@@ -213,7 +202,7 @@ class _Criterion:
             path = _config_path(self.key)
             if self.key not in integration.config:
                 return f"{path} is missing"
-            if SECRET_KEY_PATTERN.search(self.key):
+            if is_secret_key(self.key):
                 return f"{path} is {REDACTED}, not {REDACTED}"
             return f"{path} is {_show(integration.config[self.key])}, not {_show(self.wanted)}"
         attribute = "template" if self.field == "type" else self.field

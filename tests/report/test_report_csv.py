@@ -6,7 +6,6 @@ import math
 
 from hypothesis import given
 from hypothesis import strategies as st
-from report_canned import CANNED, FORMULA, SCRIPT
 
 from batch_deploy.report import neutralise_cell, render_csv
 from batch_deploy.report.csv import FORMULA_TRIGGERS, format_cells
@@ -17,6 +16,8 @@ from batch_deploy.results import (
     Row,
     RunResult,
 )
+
+from .report_canned import CANNED, FORMULA, SCRIPT
 
 DANGEROUS = ("=", "+", "-", "@", "\t", "\r")
 

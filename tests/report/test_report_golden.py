@@ -15,10 +15,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from report_canned import CANNED
 
 from batch_deploy.report import render_csv, render_html, render_json
 from batch_deploy.results import RunResult
+
+from .report_canned import CANNED
 
 GOLDEN = Path(__file__).parent / "golden"
 

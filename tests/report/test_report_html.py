@@ -10,7 +10,11 @@ from urllib.parse import urlsplit
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from report_canned import (
+
+from batch_deploy.report import is_web_url, render_html
+from batch_deploy.results import DEPLOY_STATUSES, REQUEST_STATUSES, Row, RunResult
+
+from .report_canned import (
     ATTR_BREAKER,
     CANNED,
     FAILED_URL,
@@ -21,9 +25,6 @@ from report_canned import (
     SCRIPT,
     UNICODE,
 )
-
-from batch_deploy.report import is_web_url, render_html
-from batch_deploy.results import DEPLOY_STATUSES, REQUEST_STATUSES, Row, RunResult
 
 
 class Page(HTMLParser):

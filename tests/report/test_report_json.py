@@ -5,10 +5,10 @@ import math
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from report_canned import CANNED, FORMULA, JS_URL, SCRIPT
-
 from batch_deploy.report import render_json
 from batch_deploy.results import COLUMNS, DEPLOY_STATUSES, REQUEST_STATUSES, Row, RunMeta, RunResult
+
+from .report_canned import CANNED, FORMULA, JS_URL, SCRIPT
 
 TOP_KEYS = [
     "tool",

@@ -4,7 +4,6 @@ from dataclasses import replace
 
 from hypothesis import given
 from hypothesis import strategies as st
-from report_canned import CANNED, FORMULA, META, SCRIPT, UNICODE
 
 from batch_deploy.report import build_matrix, count_statuses, render_summary_table
 from batch_deploy.report.summary import logs_url
@@ -17,6 +16,8 @@ from batch_deploy.results import (
     Row,
     RunResult,
 )
+
+from .report_canned import CANNED, FORMULA, META, SCRIPT, UNICODE
 
 
 def row(
