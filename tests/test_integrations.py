@@ -134,7 +134,8 @@ def test_versions_parse_and_order_as_calendar_versions() -> None:
     ordered = ["2024.12.3", "2025.07.0-rc1", "2025.07.0", "2025.07.1", "2025.10.0"]
     parsed = [version for text in ordered if (version := parse_version(text)) is not None]
     assert len(parsed) == len(ordered)
-    assert sorted(reversed(parsed)) == parsed
+    assert sorted(parsed) == parsed
+    assert parsed[1] < parsed[2]  # a suffixed build sorts below its release
     with pytest.raises(ValueError, match=r"'2025\.13\.0' is not a Connect version"):
         parse_version("2025.13.0")
     with pytest.raises(ValueError, match="is not a Connect version"):
