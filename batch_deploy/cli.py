@@ -154,7 +154,8 @@ def _problem(message: str) -> int:
 
 
 def _load(args: argparse.Namespace, *, deploys: bool) -> Job:
-    job = load_job(args.jobs)
+    # Keys are needed only for the servers this command will talk to.
+    job = load_job(args.jobs, keys_for=args.server or None)
     if deploys:
         return narrow_job(
             job,
@@ -238,7 +239,10 @@ def _deploy_command(args: argparse.Namespace, command: Literal["plan", "run"]) -
         sys.stdout.write(render_json(result))
     else:
         sys.stdout.write(render_summary_table(result))
-        print(f"reports: {', '.join(str(path) for path in written.values())}")
+    if args.quiet == 0:
+        # stdout is for the summary alone; where the reports went goes to stderr.
+        paths = ", ".join(str(path) for path in written.values())
+        print(f"reports: {paths}", file=sys.stderr)
     return _exit_status(result)
 
 

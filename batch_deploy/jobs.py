@@ -23,7 +23,7 @@ import posixpath
 import re
 import sys
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time
 from pathlib import Path
@@ -523,7 +523,12 @@ def _check_url(p: _Problems, path: _KeyPath, value: object) -> str | None:
 
 
 def _check_key_variable(
-    p: _Problems, path: _KeyPath, value: object, server: str, environ: Mapping[str, str]
+    p: _Problems,
+    path: _KeyPath,
+    value: object,
+    server: str,
+    environ: Mapping[str, str],
+    required: bool,
 ) -> tuple[str | None, str | None]:
     example = _key_variable_example(server)
     if not isinstance(value, str):
@@ -542,9 +547,11 @@ def _check_key_variable(
         p.add(
             path,
             "looks like an API key, not the name of a variable holding one; "
-            f"export the key as {example} and write api_key_env = \"{example}\"",
+            f'export the key as {example} and write api_key_env = "{example}"',
         )
         return None, None
+    if key is None and not required:
+        return value, None
     if key is None:
         p.add(path, f"environment variable {value} is not set; export {value}=<API key> first")
         return value, None
@@ -616,6 +623,7 @@ def _parse_server(
     folder: Path,
     environ: Mapping[str, str],
     is_file: Callable[[Path], bool] | None,
+    keys_for: Collection[str] | None,
 ) -> ServerSpec | None:
     path: _KeyPath = ("servers", name)
     valid = True
@@ -656,11 +664,12 @@ def _parse_server(
             )
             valid = False
     if "api_key_env" in value:
+        required = keys_for is None or name in keys_for
         variable, key = _check_key_variable(
-            p, (*path, "api_key_env"), value["api_key_env"], name, environ
+            p, (*path, "api_key_env"), value["api_key_env"], name, environ, required
         )
         spec["api_key_env"], spec["api_key"] = variable, key
-        valid = valid and key is not None
+        valid = valid and (key is not None or not required)
 
     if has_sandbox:
         seed_example = 'a seed file path like "seed.json"'
@@ -732,6 +741,7 @@ def _parse_servers(
     folder: Path,
     environ: Mapping[str, str],
     is_file: Callable[[Path], bool] | None,
+    keys_for: Collection[str] | None,
 ) -> tuple[dict[str, ServerSpec], list[str]]:
     """Valid servers by name, and every name the file defines (valid or not)."""
     path: _KeyPath = ("servers",)
@@ -747,7 +757,7 @@ def _parse_servers(
         return {}, []
     servers: dict[str, ServerSpec] = {}
     for name, table in value.items():
-        spec = _parse_server(p, name, table, folder, environ, is_file)
+        spec = _parse_server(p, name, table, folder, environ, is_file, keys_for)
         if spec is not None:
             servers[name] = spec
     return servers, list(value)
@@ -915,8 +925,10 @@ def _parse_entry(
             )
             ok = False
         else:
-            full = pattern if Path(pattern).is_absolute() else os.path.join(
-                _glob.escape(str(folder)), pattern
+            full = (
+                pattern
+                if Path(pattern).is_absolute()
+                else os.path.join(_glob.escape(str(folder)), pattern)
             )
             found = sorted({_join(folder, match) for match in glob(full)})
             if not found:
@@ -1029,6 +1041,7 @@ def _parse(
     environ: Mapping[str, str],
     glob: Callable[[str], list[str]] | None,
     is_file: Callable[[Path], bool] | None,
+    keys_for: Collection[str] | None,
 ) -> Job:
     # A byte-order mark is harmless to the user and fatal to tomllib; the hash
     # still covers the text exactly as given.
@@ -1041,7 +1054,7 @@ def _parse(
     folder = source.parent.absolute()
     p.unknown_keys((), data, _TOP_KEYS)
     run = _parse_run(p, data.get("run", {}), folder)
-    servers, defined = _parse_servers(p, data.get("servers"), folder, environ, is_file)
+    servers, defined = _parse_servers(p, data.get("servers"), folder, environ, is_file, keys_for)
     content = _parse_content(p, data.get("content"), folder, defined, glob)
     if p.items:
         raise JobError(p.items)
@@ -1059,6 +1072,7 @@ def parse_job(
     source: Path,
     environ: Mapping[str, str],
     glob: Callable[[str], list[str]] | None = None,
+    keys_for: Collection[str] | None = None,
 ) -> Job:
     """Parse and validate a job file's text; pure.
 
@@ -1066,16 +1080,22 @@ def parse_job(
     relative paths in the file resolve against its folder. API keys are read
     from ``environ``. ``glob`` expands a ``glob =`` pattern (already joined to
     the job file's folder) into folder paths; without it a glob entry is an
-    error. Raises JobError with every problem found.
+    error. ``keys_for`` limits which servers must have their API key set (the
+    ones a ``--server`` selection keeps); by default every url server must.
+    Raises JobError with every problem found.
     """
-    return _parse(text, source, environ, glob, None)
+    return _parse(text, source, environ, glob, None, keys_for)
 
 
 def _folders_matching(pattern: str) -> list[str]:
     return sorted(path for path in _glob.glob(pattern, recursive=True) if os.path.isdir(path))
 
 
-def load_job(path: Path, environ: Mapping[str, str] | None = None) -> Job:
+def load_job(
+    path: Path,
+    environ: Mapping[str, str] | None = None,
+    keys_for: Collection[str] | None = None,
+) -> Job:
     """Read and parse the job file at ``path``.
 
     Globs expand to existing folders; sandbox seeds and CA bundles must exist.
@@ -1110,6 +1130,7 @@ def load_job(path: Path, environ: Mapping[str, str] | None = None) -> Job:
         os.environ if environ is None else environ,
         _folders_matching,
         lambda candidate: candidate.is_file(),
+        keys_for,
     )
 
 

@@ -1243,3 +1243,21 @@ def test_narrow_never_shows_the_key() -> None:
     job = narrow_job(wide(), servers=["prod"])
     assert job.servers["prod"].api_key == KEY
     assert KEY not in repr(job)
+
+
+def test_keys_are_required_only_for_the_servers_kept() -> None:
+    text = (
+        '[servers.staging]\nurl = "https://s.example.com"\napi_key_env = "STAGING_KEY"\n'
+        '[servers.prod]\nurl = "https://p.example.com"\napi_key_env = "PROD_KEY"\n'
+        '[[content]]\ndir = "app"\n'
+    )
+    job = parse_job(text, Path("jobs.toml"), {"STAGING_KEY": "k"}, keys_for=["staging"])
+    narrowed = narrow_job(job, servers=["staging"])
+    assert list(narrowed.servers) == ["staging"]
+    assert narrowed.servers["staging"].api_key == "k"
+    with pytest.raises(JobError) as error:
+        parse_job(text, Path("jobs.toml"), {"STAGING_KEY": "k"}, keys_for=["prod"])
+    assert error.value.problems == (
+        "jobs.toml:6: servers.prod.api_key_env: environment variable PROD_KEY is not set; "
+        "export PROD_KEY=<API key> first",
+    )
