@@ -337,3 +337,51 @@ def dead_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
     return port
+
+
+async def test_a_failed_task_reports_connects_error_output_and_logs(tmp_path: Path) -> None:
+    write_content(tmp_path / "one", ONE_SNOWFLAKE)
+    async with fleet(tmp_path, {"current": CURRENT}, SandboxOptions(task_failure_rate=1.0)) as f:
+        result = await go(f.job([{"dir": "one"}]), command="run")
+    failed = outcome(result, "one", "current")
+    assert failed.deploy == "failed"
+    assert failed.task_id
+    task = failed.task_id
+    step = "restoring the Python environment (pip install -r requirements.txt)"
+    assert failed.error == (
+        f"current: GET /__api__/v1/tasks/{task}: the deploy task {task} failed (code 1): "
+        f"Unable to deploy bundle {failed.bundle_id}: {step} exited with status 1; "
+        "read the task output and the content's logs on the server to fix it; "
+        "last output: Bundle requested Python version 3.11; using "
+        "/opt/python/3.11/bin/python3 which has version 3.11 | "
+        f"Installing packages from requirements.txt... | Error: {step} exited with status 1; "
+        f"logs: {failed.dashboard_url}/logs"
+    )
+
+
+async def test_a_task_past_its_deadline_fails_the_pair_only(tmp_path: Path) -> None:
+    write_content(tmp_path / "one", ONE_SNOWFLAKE)
+    async with fleet(tmp_path, {"current": CURRENT}, SandboxOptions(task_seconds=3)) as f:
+        result = await go(f.job([{"dir": "one"}], run={"task_timeout": 0.3}), command="run")
+    late = outcome(result, "one", "current")
+    assert late.deploy == "failed"
+    assert late.error.startswith(
+        f"current: GET /__api__/v1/tasks/{late.task_id}: the deploy task {late.task_id} "
+        "was still running after 0.3 s; raise task_timeout in the job file"
+    )
+
+
+async def test_associations_changed_by_hand_show_as_drift(tmp_path: Path) -> None:
+    write_content(tmp_path / "one", ONE_SNOWFLAKE)
+    async with fleet(tmp_path, {"current": CURRENT}) as f:
+        first = await go(f.job([{"dir": "one"}]), command="run")
+        guid = outcome(first, "one", "current").content_guid
+        # Someone swaps the integration in the dashboard after the deploy.
+        f.servers["current"].store.set_associations(guid, [VISITOR])
+        again = await go(f.job([{"dir": "one"}]), command="run")
+    drifted = outcome(again, "one", "current")
+    assert drifted.deploy == "unchanged"
+    assert drifted.associated == (VISITOR,)
+    assert drifted.drift is True
+    (row,) = rows(again, "one", "current")
+    assert (row.integration_guid, row.associated, row.drift) == (SNOWFLAKE, (VISITOR,), True)
