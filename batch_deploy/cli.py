@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any, Literal, TextIO
 
 import anyio
+import stamina
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ._version import __version__
+from .connect import log_retry
 from .errors import BatchDeployError, JobError, SeedError
 from .integrations import redact_config
 from .jobs import Job, load_job, narrow_job
@@ -146,6 +148,8 @@ def _configure_logging(verbosity: int) -> None:
     root.setLevel(logging.WARNING if level == logging.DEBUG else level)
     # Debug output of our own modules only: third-party debug logs are noise.
     logging.getLogger("batch_deploy").setLevel(level)
+    # stamina's own retry log says only "retry_scheduled"; ours names the call.
+    stamina.instrumentation.set_on_retry_hooks([log_retry])
 
 
 def _problem(message: str) -> int:
@@ -198,21 +202,46 @@ class _Progress:
             self.bar = None
 
 
+def _sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The one exception a task group wrapped, however deeply; None if several."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup):
+        if len(error.exceptions) != 1:
+            return None
+        error = error.exceptions[0]
+    return error
+
+
 async def _with_interrupt(work: Callable[[anyio.Event], Any]) -> Any:
-    """Run ``work(stop)``; the first Ctrl-C (or SIGTERM) sets ``stop``."""
+    """Run ``work(stop)``: the first Ctrl-C (or SIGTERM) sets ``stop`` so the work
+    can wind down and report; a second one gives up at once."""
     stop = anyio.Event()
-    async with anyio.create_task_group() as group:
 
-        async def watch() -> None:
-            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for _signal in signals:
-                    stop.set()
+    async def watch() -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for _signal in signals:
+                if stop.is_set():
+                    raise KeyboardInterrupt
+                stop.set()
+                print(
+                    "batch-deploy: interrupted; cancelling what is in flight and writing "
+                    "the reports (Ctrl-C again quits at once)",
+                    file=sys.stderr,
+                )
 
-        group.start_soon(watch)
-        try:
-            return await work(stop)
-        finally:
-            group.cancel_scope.cancel()
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(watch)
+            try:
+                return await work(stop)
+            finally:
+                group.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # Task groups wrap what they raise; callers want the error itself.
+        sole = _sole_error(group)
+        if sole is None:
+            raise
+        raise sole from None
 
 
 def _exit_status(result: RunResult) -> int:
@@ -251,7 +280,7 @@ def _integration_lines(surveys: Sequence[ServerSurvey], out: TextIO) -> int:
     for found in surveys:
         view = found.view
         if view is None:
-            print(f"{found.name}: unreachable: {found.meta.error}", file=sys.stderr)
+            # The runner has already logged why the server could not be asked.
             status = EXIT_PROBLEMS
             continue
         version = found.meta.version or "hidden"
@@ -279,20 +308,20 @@ def _integrations_command(args: argparse.Namespace) -> int:
             f"--json writes one server's sandbox seed; choose one with --server NAME ({names})"
         )
     progress = _Progress(enabled=not args.no_progress and sys.stderr.isatty())
+
+    async def work(stop: anyio.Event) -> tuple[ServerSurvey, ...] | None:
+        return await survey(job, on_event=progress, stop=stop)
+
     try:
-
-        async def work(stop: anyio.Event) -> tuple[ServerSurvey, ...]:
-            del stop  # nothing to clean up: the survey only reads
-            return await survey(job, on_event=progress)
-
-        surveys: tuple[ServerSurvey, ...] = anyio.run(_with_interrupt, work)
+        surveys: tuple[ServerSurvey, ...] | None = anyio.run(_with_interrupt, work)
     finally:
         progress.close()
+    if surveys is None:
+        return EXIT_INTERRUPTED
     if not args.json:
         return _integration_lines(surveys, sys.stdout)
     (found,) = surveys
     if found.view is None or found.settings is None:
-        print(f"{found.name}: unreachable: {found.meta.error}", file=sys.stderr)
         return EXIT_PROBLEMS
     user = found.user
     document = seed_document(
@@ -351,3 +380,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("batch-deploy: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader of stdout went away (``| head``); nothing more to say to it.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_PROBLEMS

@@ -20,8 +20,8 @@ import os
 import secrets
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -94,6 +94,7 @@ BUNDLE_THREADS = 2
 # Lines of a failed task's output carried into the report.
 OUTPUT_TAIL = 3
 DEPLOY_ROLES = ("administrator", "publisher")
+INTERRUPTED_EARLY = "interrupted before this server answered"
 
 
 @dataclass(frozen=True)
@@ -217,6 +218,8 @@ async def _survey_all(
     async def one(name: str) -> None:
         survey = await _survey_one(job.servers[name], endpoints[name], clients[name])
         surveys[name] = survey
+        if survey.meta.error:
+            log.warning("unreachable: %s", survey.meta.error)
         emit(ServerChecked(name, survey.meta.error))
 
     async with anyio.create_task_group() as group:
@@ -238,17 +241,24 @@ def _open_client(name: str, endpoint: _Endpoint, retry: RetryPolicy | None) -> C
 
 
 async def survey(
-    job: Job, *, on_event: EventSink | None = None, retry: RetryPolicy | None = None
-) -> tuple[ServerSurvey, ...]:
-    """The server phase alone (the ``integrations`` command)."""
+    job: Job,
+    *,
+    on_event: EventSink | None = None,
+    retry: RetryPolicy | None = None,
+    stop: anyio.Event | None = None,
+) -> tuple[ServerSurvey, ...] | None:
+    """The server phase alone (the ``integrations`` command); None if stopped."""
     seeds = _load_seeds(job)
-    async with AsyncExitStack() as stack:
+    surveys: dict[str, ServerSurvey] = {}
+    async with AsyncExitStack() as stack, _stoppable(stop) as scope:
         endpoints = await _open_endpoints(job, seeds, stack)
         clients = {
             name: await stack.enter_async_context(_open_client(name, endpoint, retry))
             for name, endpoint in endpoints.items()
         }
         surveys = await _survey_all(job, endpoints, clients, on_event or _ignore)
+    if scope.cancelled_caught:
+        return None
     return tuple(surveys.values())
 
 
@@ -513,33 +523,28 @@ async def execute(
     interrupted = False
 
     async with AsyncExitStack() as stack:
-        with anyio.CancelScope() as scope:
-            async with anyio.create_task_group() as watcher:
-                if stop is not None:
-                    watcher.start_soon(_cancel_on, stop, scope)
-                try:
-                    endpoints = await _open_endpoints(job, seeds, stack)
-                    clients = {
-                        name: await stack.enter_async_context(_open_client(name, endpoint, retry))
-                        for name, endpoint in endpoints.items()
-                    }
-                    surveys = await _survey_all(job, endpoints, clients, emit)
-                    views = {n: s.view for n, s in surveys.items() if s.view is not None}
-                    unreachable = {n: s.meta.error for n, s in surveys.items() if s.view is None}
-                    plans = plan_pairs(job, sources, views, unreachable)
-                    if command == "plan":
-                        outcomes = {plan.key: _planned_outcome(plan) for plan in plans}
-                    else:
-                        deployer = _Deployer(job, clients, views, state_path, states, resume, emit)
-                        outcomes = deployer.outcomes
-                        await _run_deploys(plans, deployer, emit)
-                finally:
-                    watcher.cancel_scope.cancel()
+        async with _stoppable(stop) as scope:
+            endpoints = await _open_endpoints(job, seeds, stack)
+            clients = {
+                name: await stack.enter_async_context(_open_client(name, endpoint, retry))
+                for name, endpoint in endpoints.items()
+            }
+            surveys = await _survey_all(job, endpoints, clients, emit)
+            views = {n: s.view for n, s in surveys.items() if s.view is not None}
+            unreachable = {n: s.meta.error for n, s in surveys.items() if s.view is None}
+            plans = plan_pairs(job, sources, views, unreachable)
+            if command == "plan":
+                outcomes = {plan.key: _planned_outcome(plan) for plan in plans}
+            else:
+                deployer = _Deployer(job, clients, views, state_path, states, resume, emit)
+                outcomes = deployer.outcomes
+                await _run_deploys(plans, deployer, emit)
         interrupted = scope.cancelled_caught or (stop is not None and stop.is_set())
 
     if interrupted and not plans:
-        # Interrupted before the servers answered: every pair is still reported.
-        unasked = dict.fromkeys(job.servers, "interrupted before this server answered")
+        # Interrupted before the servers answered: every pair is still reported,
+        # and _unfinished_outcome marks each one cancelled.
+        unasked = dict.fromkeys(job.servers, INTERRUPTED_EARLY)
         plans = plan_pairs(job, sources, {}, unasked)
         surveys = {
             name: ServerSurvey(name, ServerMeta(name, spec.url or "", "", None), None)
@@ -567,6 +572,8 @@ async def execute(
 
 
 def _unfinished_outcome(plan: PairPlan, command: str, interrupted: bool) -> PairOutcome:
+    if plan.unreachable == INTERRUPTED_EARLY:
+        return PairOutcome(plan.source.name, plan.server, "cancelled", error=INTERRUPTED_EARLY)
     if not plan.deployable:
         return PairOutcome(plan.source.name, plan.server, "blocked", error=plan.blocked_reason)
     if command == "plan" and not interrupted:
@@ -578,8 +585,21 @@ def _unfinished_outcome(plan: PairPlan, command: str, interrupted: bool) -> Pair
 
 async def _cancel_on(stop: anyio.Event, scope: anyio.CancelScope) -> None:
     await stop.wait()
-    log.warning("interrupted: cancelling what is in flight; the reports will still be written")
+    log.info("interrupted: cancelling what is in flight")
     scope.cancel()
+
+
+@asynccontextmanager
+async def _stoppable(stop: anyio.Event | None) -> AsyncIterator[anyio.CancelScope]:
+    """A scope that ``stop`` cancels; check ``cancelled_caught`` afterwards."""
+    with anyio.CancelScope() as scope:
+        async with anyio.create_task_group() as watcher:
+            if stop is not None:
+                watcher.start_soon(_cancel_on, stop, scope)
+            try:
+                yield scope
+            finally:
+                watcher.cancel_scope.cancel()
 
 
 async def _run_deploys(plans: Sequence[PairPlan], deployer: _Deployer, emit: EventSink) -> None:

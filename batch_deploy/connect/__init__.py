@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .client import ConnectClient
 from .models import Association, Bundle, Content, ServerSettings, Task, User
-from .retry import RetryPolicy
+from .retry import RetryPolicy, log_retry
 
 __all__ = [
     "Association",
@@ -15,4 +15,5 @@ __all__ = [
     "ServerSettings",
     "Task",
     "User",
+    "log_retry",
 ]

@@ -16,11 +16,13 @@ them zero in tests.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
 import stamina
+from stamina.instrumentation import RetryDetails
 
 from ..errors import APIError, ConnectError, ConnectFailed, RateLimited, RequestTimedOut
 
@@ -30,11 +32,24 @@ __all__ = [
     "RetryPolicy",
     "attempts",
     "call_with_retries",
+    "log_retry",
     "retry_idempotent",
     "retry_unsent",
 ]
 
 T = TypeVar("T")
+
+log = logging.getLogger("batch_deploy.connect")
+
+
+def log_retry(details: RetryDetails) -> None:
+    """A stamina retry hook that says which call is retried, why, and when."""
+    log.info(
+        "retrying in %.2f s (attempt %d): %s",
+        details.wait_for,
+        details.retry_num + 1,
+        details.caused_by,
+    )
 
 # A float is a wait in seconds that replaces the exponential backoff once.
 BackoffHook = Callable[[Exception], bool | float]
