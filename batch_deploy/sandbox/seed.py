@@ -30,6 +30,7 @@ from typing import Any
 
 from ..errors import SeedError
 from ..integrations import Integration
+from ..manifest import json_type
 from ..versions import MULTIPLE_ASSOCIATIONS, ConnectVersion, at_least, parse_version
 
 __all__ = [
@@ -114,22 +115,6 @@ class Seed:
         return self.license.get("oauth-integrations") is True
 
 
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
-
-
 class _Problems:
     """Collects every problem of one seed, each naming the source and key path."""
 
@@ -175,7 +160,7 @@ def parse_seed(data: bytes | str, source: str) -> Seed:
         ) from None
     if not isinstance(document, dict):
         raise SeedError(
-            f"{source}: the top level is {_kind(document)}; a seed is a JSON object with at "
+            f"{source}: the top level is {json_type(document)}; a seed is a JSON object with at "
             'least "integrations": [...]'
         )
     return _validate(document, source)
@@ -199,7 +184,7 @@ def _validate(document: Mapping[str, Any], source: str) -> Seed:
     version = document.get("version", CURRENT_VERSION)
     parsed: ConnectVersion | None = None
     if not isinstance(version, str):
-        problems.add("version", f'is {_kind(version)}; write a string like "2025.09.0" or ""')
+        problems.add("version", f'is {json_type(version)}; write a string like "2025.09.0" or ""')
         version = CURRENT_VERSION
     else:
         try:
@@ -209,12 +194,14 @@ def _validate(document: Mapping[str, Any], source: str) -> Seed:
 
     hostname = document.get("hostname", "localhost")
     if not isinstance(hostname, str):
-        problems.add("hostname", f"is {_kind(hostname)}; write the server's host name as a string")
+        problems.add(
+            "hostname", f"is {json_type(hostname)}; write the server's host name as a string"
+        )
         hostname = "localhost"
 
     enabled = document.get("oauth_integrations_enabled", True)
     if not isinstance(enabled, bool):
-        problems.add("oauth_integrations_enabled", f"is {_kind(enabled)}; write true or false")
+        problems.add("oauth_integrations_enabled", f"is {json_type(enabled)}; write true or false")
         enabled = True
 
     # Without "license" the server is licensed; a given licence is kept as written, so
@@ -222,12 +209,14 @@ def _validate(document: Mapping[str, Any], source: str) -> Seed:
     licence_obj = document.get("license", {"oauth-integrations": True})
     licence: dict[str, Any] = {}
     if not isinstance(licence_obj, dict):
-        problems.add("license", f'is {_kind(licence_obj)}; write {{"oauth-integrations": true}}')
+        problems.add(
+            "license", f'is {json_type(licence_obj)}; write {{"oauth-integrations": true}}'
+        )
     else:
         licence.update(licence_obj)
         flag = licence.get("oauth-integrations", False)
         if not isinstance(flag, bool):
-            problems.add("license.oauth-integrations", f"is {_kind(flag)}; write true or false")
+            problems.add("license.oauth-integrations", f"is {json_type(flag)}; write true or false")
 
     user = _user(problems, document.get("user", {}))
     integrations, objects = _integrations(problems, document)
@@ -252,7 +241,7 @@ def _user(problems: _Problems, obj: Any) -> SeedUser:
     if not isinstance(obj, dict):
         problems.add(
             "user",
-            f'is {_kind(obj)}; write {{"guid": "...", "username": "...", "role": "publisher"}}',
+            f'is {json_type(obj)}; write {{"guid": "...", "username": "...", "role": "publisher"}}',
         )
         return SeedUser()
     _unknown_keys(problems, "user", obj, _USER_KEYS)
@@ -264,7 +253,7 @@ def _user(problems: _Problems, obj: Any) -> SeedUser:
     ):
         value = obj.get(key, default)
         if not isinstance(value, str) or not value:
-            problems.add(f"user.{key}", f"is {_kind(value)}; write a non-empty string")
+            problems.add(f"user.{key}", f"is {json_type(value)}; write a non-empty string")
             value = default
         values[key] = value
     if values["role"] not in ROLES:
@@ -286,7 +275,9 @@ def _integrations(
         return (), ()
     items = document["integrations"]
     if not isinstance(items, list):
-        problems.add("integrations", f"is {_kind(items)}; write an array of integration objects")
+        problems.add(
+            "integrations", f"is {json_type(items)}; write an array of integration objects"
+        )
         return (), ()
     parsed: list[Integration] = []
     objects: list[Mapping[str, Any]] = []
@@ -294,12 +285,14 @@ def _integrations(
     for index, item in enumerate(items):
         path = f"integrations[{index}]"
         if not isinstance(item, dict):
-            problems.add(path, f"is {_kind(item)}; write an integration object")
+            problems.add(path, f"is {json_type(item)}; write an integration object")
             continue
         ok = True
         guid = item.get("guid")
         if not isinstance(guid, str) or not guid:
-            problems.add(f"{path}.guid", f"is {_kind(guid)}; give the integration's guid string")
+            problems.add(
+                f"{path}.guid", f"is {json_type(guid)}; give the integration's guid string"
+            )
             ok = False
         elif guid in seen:
             problems.add(f"{path}.guid", f"{guid!r} is listed twice; give each integration once")
@@ -307,11 +300,11 @@ def _integrations(
         for key in _NULLABLE_STRINGS:
             value = item.get(key)
             if value is not None and not isinstance(value, str):
-                problems.add(f"{path}.{key}", f"is {_kind(value)}; write a string or null")
+                problems.add(f"{path}.{key}", f"is {json_type(value)}; write a string or null")
                 ok = False
         config = item.get("config", {})
         if not isinstance(config, dict):
-            problems.add(f"{path}.config", f"is {_kind(config)}; write an object")
+            problems.add(f"{path}.config", f"is {json_type(config)}; write an object")
             ok = False
         if ok:
             assert isinstance(guid, str)
@@ -329,7 +322,7 @@ def _content(
     user: SeedUser,
 ) -> tuple[SeedContent, ...]:
     if not isinstance(items, list):
-        problems.add("content", f"is {_kind(items)}; write an array of content objects")
+        problems.add("content", f"is {json_type(items)}; write an array of content objects")
         return ()
     out: list[SeedContent] = []
     names: set[tuple[str, str]] = set()
@@ -337,16 +330,16 @@ def _content(
     for index, item in enumerate(items):
         path = f"content[{index}]"
         if not isinstance(item, dict):
-            problems.add(path, f'is {_kind(item)}; write {{"name": "..."}}')
+            problems.add(path, f'is {json_type(item)}; write {{"name": "..."}}')
             continue
         _unknown_keys(problems, path, item, _CONTENT_KEYS)
         name = item.get("name")
         owner = item.get("owner_guid", user.guid)
         if not isinstance(owner, str) or not owner:
-            problems.add(f"{path}.owner_guid", f"is {_kind(owner)}; write a user guid string")
+            problems.add(f"{path}.owner_guid", f"is {json_type(owner)}; write a user guid string")
             owner = user.guid
         if not isinstance(name, str) or NAME_PATTERN.fullmatch(name) is None:
-            shown = repr(name) if isinstance(name, str) else _kind(name)
+            shown = repr(name) if isinstance(name, str) else json_type(name)
             problems.add(
                 f"{path}.name",
                 f"{shown} is not a content name; use 3 to 64 letters, digits, '_' or '-'",
@@ -358,7 +351,9 @@ def _content(
             names.add((owner, name))
         guid = item.get("guid")
         if guid is not None and (not isinstance(guid, str) or not guid):
-            problems.add(f"{path}.guid", f"is {_kind(guid)}; write a guid string or leave it out")
+            problems.add(
+                f"{path}.guid", f"is {json_type(guid)}; write a guid string or leave it out"
+            )
             guid = None
         elif isinstance(guid, str):
             if guid in guids:
@@ -366,14 +361,15 @@ def _content(
             guids.add(guid)
         title = item.get("title")
         if title is not None and not isinstance(title, str):
-            problems.add(f"{path}.title", f"is {_kind(title)}; write a string or null")
+            problems.add(f"{path}.title", f"is {json_type(title)}; write a string or null")
             title = None
         app_mode = item.get("app_mode", "unknown")
         if not isinstance(app_mode, str) or not app_mode:
-            problems.add(f"{path}.app_mode", f'is {_kind(app_mode)}; write e.g. "python-shiny"')
+            problems.add(f"{path}.app_mode", f'is {json_type(app_mode)}; write e.g. "python-shiny"')
             app_mode = "unknown"
-        associations = _associations(problems, path, item.get("associations", []),
-                                     known_integrations, version)
+        associations = _associations(
+            problems, path, item.get("associations", []), known_integrations, version
+        )
         if name is not None:
             out.append(
                 SeedContent(
@@ -397,17 +393,17 @@ def _associations(
 ) -> tuple[str, ...]:
     where = f"{path}.associations"
     if not isinstance(value, list):
-        problems.add(where, f"is {_kind(value)}; write an array of integration guids")
+        problems.add(where, f"is {json_type(value)}; write an array of integration guids")
         return ()
     out: list[str] = []
     for index, guid in enumerate(value):
         if not isinstance(guid, str):
-            problems.add(f"{where}[{index}]", f"is {_kind(guid)}; write an integration guid")
+            problems.add(f"{where}[{index}]", f"is {json_type(guid)}; write an integration guid")
         elif guid not in known:
             problems.add(
                 f"{where}[{index}]",
                 f"{guid!r} is not the guid of any integration in this seed; "
-                "list that integration under \"integrations\" or remove the association",
+                'list that integration under "integrations" or remove the association',
             )
         elif guid not in out:
             out.append(guid)
@@ -415,7 +411,7 @@ def _associations(
         problems.add(
             where,
             f"lists {len(out)} integrations, but Connect before {MULTIPLE_ASSOCIATIONS} "
-            "associates at most one; keep one or raise \"version\"",
+            'associates at most one; keep one or raise "version"',
         )
     return tuple(out)
 

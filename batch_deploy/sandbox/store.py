@@ -18,11 +18,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..integrations import Integration
+from ..integrations import Integration, ServerView
 from ..versions import (
-    AUTO_ASSOCIATION,
     DRAFT_DEPLOY,
-    INTEGRATIONS_API,
     MULTIPLE_ASSOCIATIONS,
     ConnectVersion,
     at_least,
@@ -210,6 +208,13 @@ class Store:
             created_time=self.started_time,
         )
         self.integrations: tuple[Integration, ...] = seed.integrations
+        self.capabilities = ServerView(
+            seed.hostname,
+            self.version,
+            seed.oauth_integrations_enabled,
+            seed.oauth_licensed,
+            seed.integrations,
+        )
         self._integration_objects: dict[str, Mapping[str, Any]] = {
             integration.guid: obj
             for integration, obj in zip(seed.integrations, seed.integration_objects, strict=True)
@@ -235,13 +240,15 @@ class Store:
 
     # Server facts and feature gates ------------------------------------------------
 
+    # The gates are the client's own (ServerView), so the two cannot disagree.
+
     @property
     def has_integrations_api(self) -> bool:
-        return at_least(self.version, INTEGRATIONS_API)
+        return self.capabilities.has_integrations_api
 
     @property
     def allows_multiple_associations(self) -> bool:
-        return at_least(self.version, MULTIPLE_ASSOCIATIONS)
+        return self.capabilities.allows_multiple_associations
 
     @property
     def allows_draft_deploy(self) -> bool:
@@ -250,11 +257,7 @@ class Store:
     @property
     def honours_requests(self) -> bool:
         """Whether a deploy associates integrations from ``integration_requests``."""
-        return (
-            at_least(self.version, AUTO_ASSOCIATION)
-            and self.seed.oauth_integrations_enabled
-            and self.seed.oauth_licensed
-        )
+        return self.capabilities.honours_requests
 
     def server_settings(self) -> dict[str, Any]:
         settings: dict[str, Any] = {
@@ -512,12 +515,16 @@ class Store:
         )
         wanted = set(include)
         if "owner" in wanted:
-            out["owner"] = {
-                "guid": self.user.guid,
-                "username": self.user.username,
-                "first_name": self.user.username.capitalize(),
-                "last_name": "",
-            } if record.owner_guid == self.user.guid else {"guid": record.owner_guid}
+            out["owner"] = (
+                {
+                    "guid": self.user.guid,
+                    "username": self.user.username,
+                    "first_name": self.user.username.capitalize(),
+                    "last_name": "",
+                }
+                if record.owner_guid == self.user.guid
+                else {"guid": record.owner_guid}
+            )
         if "tags" in wanted:
             out["tags"] = []
         if "vanity_url" in wanted:
@@ -597,8 +604,10 @@ class Store:
         self.require_change(record, removing=True)
         if record.bundle_id == bundle.id:
             raise StoreError(
-                400, 75, "You may not delete the active bundle for an application; "
-                "deploy another bundle first."
+                400,
+                75,
+                "You may not delete the active bundle for an application; "
+                "deploy another bundle first.",
             )
         del self.bundles[bundle.id]
         bundle.path.unlink(missing_ok=True)
@@ -637,8 +646,10 @@ class Store:
             bundles = self.content_bundles(content_guid)
             if not bundles:
                 raise StoreError(
-                    404, 28, f"No application bundle to deploy: content {record.guid} has "
-                    "none; upload one with POST .../bundles first."
+                    404,
+                    28,
+                    f"No application bundle to deploy: content {record.guid} has "
+                    "none; upload one with POST .../bundles first.",
                 )
             return bundles[0]
         text = str(bundle_id)
@@ -647,8 +658,10 @@ class Store:
             raise StoreError(404, 4, f"{NOT_FOUND} (bundle {text!r})")
         if bundle.content_guid != content_guid:
             raise StoreError(
-                400, 82, "The bundle for deployment must belong to the target application: "
-                f"bundle {text} belongs to content {bundle.content_guid}."
+                400,
+                82,
+                "The bundle for deployment must belong to the target application: "
+                f"bundle {text} belongs to content {bundle.content_guid}.",
             )
         return bundle
 
