@@ -325,7 +325,9 @@ class _Deployer:
         progress = _Progress()
         started = time.monotonic()
         try:
-            async with self.overall, self.per_server[plan.server]:
+            # The server's slot first: waiting for a busy server must not hold an
+            # overall slot that a pipeline to another server could use.
+            async with self.per_server[plan.server], self.overall:
                 outcome = await self.deploy(plan, bundle, progress)
         except anyio.get_cancelled_exc_class():
             content = progress.content

@@ -186,7 +186,8 @@ class ConnectClient:
         if not verify_tls:
             return False
         if ca_bundle is None:
-            return ssl.create_default_context()
+            # aiohttp's own verifying context, built once, not one per server.
+            return True
         try:
             return ssl.create_default_context(cafile=str(ca_bundle))
         except (OSError, ssl.SSLError) as error:
@@ -844,9 +845,10 @@ class ConnectClient:
                     first = max(first + len(task.output) if task.last < 0 else task.last, first)
                     if task.finished:
                         break
-                    # A server that ignores `wait` must not turn this into a busy loop.
+                    # A server that ignores `wait` must not turn this into a busy loop;
+                    # an early answer with new output is the long poll working.
                     spent = anyio.current_time() - polled_at
-                    if spent < MIN_POLL_INTERVAL:
+                    if not task.output and spent < MIN_POLL_INTERVAL:
                         await anyio.sleep(MIN_POLL_INTERVAL - spent)
         except TimeoutError:
             self._task_cookies.pop(task_id, None)

@@ -537,6 +537,8 @@ async def _run_task(
     state: SandboxState, task: TaskRecord, bundle: BundleRecord, fail: bool
 ) -> None:
     store = state.store
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     try:
         plan: DeployPlan = await asyncio.to_thread(
             plan_deploy,
@@ -551,9 +553,12 @@ async def _run_task(
         log.exception("sandbox: deploy task %s could not check bundle %s", task.id, bundle.id)
         plan = DeployPlan((), f"Unable to deploy bundle {bundle.id}: {exc}")
     pause = max(0.0, state.options.task_seconds) / max(1, len(plan.lines))
-    for line in plan.lines:
-        if pause:
-            await asyncio.sleep(pause)
+    for index, line in enumerate(plan.lines, start=1):
+        # Each line is due at a fixed time from the start, so the checks and the
+        # sleeps' own overruns do not stretch the task beyond task_seconds.
+        due = started + pause * index
+        if pause and due > loop.time():
+            await asyncio.sleep(due - loop.time())
         task.output.append(line)
         await state.notify()
     if plan.error:
