@@ -32,7 +32,14 @@ import anyio
 from ._version import __version__
 from .bundle import BuiltBundle, build_bundle_async
 from .connect import Association, ConnectClient, Content, RetryPolicy, ServerSettings, User
-from .errors import BatchDeployError, ConnectError, ManifestError, NotFound, TaskError
+from .errors import (
+    BatchDeployError,
+    ConnectError,
+    ManifestError,
+    NotFound,
+    StateError,
+    TaskError,
+)
 from .integrations import Integration, ServerView
 from .jobs import ContentSpec, Job, ServerSpec
 from .manifest import load_manifest
@@ -364,7 +371,12 @@ class _Deployer:
             # A finished deploy is recorded even if Ctrl-C arrives meanwhile, so that
             # a rerun goes into the same content item and --resume can skip it.
             with anyio.CancelScope(shield=True):
-                await self.remember(outcome)
+                try:
+                    await self.remember(outcome)
+                except StateError as error:
+                    # The deploy itself succeeded; say what was not recorded and go on.
+                    log.warning("%s", error)
+                    outcome = replace(outcome, error=f"deployed, but not recorded: {error}")
         self.finish(outcome)
 
     async def remember(self, outcome: PairOutcome) -> None:

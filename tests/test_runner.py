@@ -28,7 +28,7 @@ from jobkit import (
 from batch_deploy.connect import RetryPolicy
 from batch_deploy.jobs import Job, load_job
 from batch_deploy.results import PairOutcome, Row, RunResult
-from batch_deploy.runner import PairFinished, execute, write_reports
+from batch_deploy.runner import PairFinished, PhaseStarted, execute, write_reports
 from batch_deploy.sandbox import SandboxOptions
 
 pytestmark = pytest.mark.anyio
@@ -385,3 +385,24 @@ async def test_associations_changed_by_hand_show_as_drift(tmp_path: Path) -> Non
     assert drifted.drift is True
     (row,) = rows(again, "one", "current")
     assert (row.integration_guid, row.associated, row.drift) == (SNOWFLAKE, (VISITOR,), True)
+
+
+async def test_a_state_file_that_cannot_be_written_does_not_stop_the_run(tmp_path: Path) -> None:
+    write_content(tmp_path / "one", ONE_SNOWFLAKE)
+    write_content(tmp_path / "two", ONE_SNOWFLAKE)
+    async with fleet(tmp_path, {"current": CURRENT}) as f:
+        job = f.job([{"dir": "one"}, {"dir": "two"}])
+        report_dir = job.run.report_dir
+
+        def block_the_report_dir(event: object) -> None:
+            if isinstance(event, PhaseStarted) and event.phase == "deploys":
+                report_dir.write_text("a file where the reports folder should be")
+
+        result = await go(job, command="run", on_event=block_the_report_dir)
+    for name in ("one", "two"):
+        done = outcome(result, name, "current")
+        assert done.deploy == "deployed"
+        assert done.error.startswith(
+            f"deployed, but not recorded: {report_dir / 'state.json'}: the state file cannot "
+            "be written"
+        )
