@@ -28,7 +28,7 @@ from .connect import log_retry
 from .errors import BatchDeployError, JobError, SeedError
 from .integrations import redact_config
 from .jobs import Job, load_job, narrow_job
-from .report import render_json, render_summary_table
+from .report import json_text, render_json, render_summary_table, terminal_text
 from .results import RunResult
 from .runner import (
     BundlesBuilt,
@@ -90,9 +90,17 @@ def _add_job_options(parser: argparse.ArgumentParser, *, deploys: bool) -> None:
         help="only content whose name or dir matches (repeatable)",
     )
     parser.add_argument("--report-dir", type=Path, metavar="DIR", help="write the reports here")
-    parser.add_argument("--concurrency", type=_positive_int, metavar="N")
-    parser.add_argument("--per-server", type=_positive_int, metavar="N")
-    parser.add_argument("--ambiguous", choices=("fail", "first"))
+    parser.add_argument(
+        "--concurrency", type=_positive_int, metavar="N", help="deploys in flight, all servers"
+    )
+    parser.add_argument(
+        "--per-server", type=_positive_int, metavar="N", help="deploys in flight on one server"
+    )
+    parser.add_argument(
+        "--ambiguous",
+        choices=("fail", "first"),
+        help="a request matching several integrations blocks (fail) or takes the first",
+    )
     parser.add_argument("--resume", action="store_true", help="skip pairs the last run finished")
 
 
@@ -276,6 +284,7 @@ def _deploy_command(args: argparse.Namespace, command: Literal["plan", "run"]) -
 
 
 def _integration_lines(surveys: Sequence[ServerSurvey], out: TextIO) -> int:
+    # Every value here may come from a server: escaped as the summary table is.
     status = EXIT_OK
     for found in surveys:
         view = found.view
@@ -284,19 +293,20 @@ def _integration_lines(surveys: Sequence[ServerSurvey], out: TextIO) -> int:
             status = EXIT_PROBLEMS
             continue
         version = found.meta.version or "hidden"
-        if view.integrations is None:
-            out.write(f"{found.name} ({found.meta.url}, Connect {version}): no integrations API\n")
-            continue
-        out.write(
-            f"{found.name} ({found.meta.url}, Connect {version}): "
-            f"{len(view.integrations)} integration(s)\n"
+        where = terminal_text(
+            f"{found.name} ({found.meta.url}, Connect {version})", keep_unicode=True
         )
+        if view.integrations is None:
+            out.write(f"{where}: no integrations API\n")
+            continue
+        out.write(f"{where}: {len(view.integrations)} integration(s)\n")
         for item in view.integrations:
             config = json.dumps(redact_config(item.config), separators=(",", ":"), sort_keys=True)
-            out.write(
-                f"  {item.guid}  {item.name or '-'}  type={item.template or '-'}  "
-                f"auth_type={item.auth_type or '-'}  config={config}\n"
+            line = (
+                f"{item.guid}  {item.name or '-'}  type={item.template or '-'}  "
+                f"auth_type={item.auth_type or '-'}  config={config}"
             )
+            out.write(f"  {terminal_text(line, keep_unicode=True)}\n")
     return status
 
 
@@ -338,7 +348,7 @@ def _integrations_command(args: argparse.Namespace) -> int:
         else {"guid": user.guid, "username": user.username, "role": user.role},
         integrations=found.view.integrations or (),
     )
-    sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.write(json_text(document) + "\n")
     return EXIT_OK
 
 

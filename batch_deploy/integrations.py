@@ -108,8 +108,12 @@ class Integration:
         )
 
     def to_api(self, *, redact: bool = True) -> dict[str, Any]:
-        """The API object again; ``config`` secrets redacted unless asked not to."""
-        out: dict[str, Any] = dict(self.extra)
+        """The API object again; secrets redacted unless asked not to.
+
+        Redaction covers ``config`` and also the other fields a server sent,
+        which are passed through unread and could hold a secret as well.
+        """
+        out: dict[str, Any] = redact_value(self.extra) if redact else dict(self.extra)
         out.update(
             guid=self.guid,
             name=self.name,

@@ -26,10 +26,12 @@ import re2
 from .errors import ManifestError
 
 __all__ = [
+    "MAX_JSON_DEPTH",
     "REQUEST_FIELDS",
     "IntegrationRequest",
     "Manifest",
     "compile_pattern",
+    "json_too_deep",
     "json_type",
     "load_manifest",
     "parse_manifest",
@@ -46,6 +48,9 @@ _ANY_OF = "guid, name, description, type, auth_type or config"
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _BOM = b"\xef\xbb\xbf"
 _HASH_CHUNK = 1 << 20
+# Manifests and Connect's answers nest a few levels; the matcher, the redactor
+# and the JSON encoder recurse, so anything deeper is refused where it is read.
+MAX_JSON_DEPTH = 64
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,26 @@ def json_type(value: Any) -> str:
     if isinstance(value, Mapping):
         return "an object"
     return type(value).__name__
+
+
+def json_too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether ``value`` nests arrays or objects more than ``limit`` levels deep.
+
+    Walks with its own stack, so a value of any depth is measured without recursion.
+    """
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, Mapping):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        pending.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _quote(text: str) -> str:
@@ -290,7 +315,7 @@ def _decode(data: bytes, where: str) -> Any:
             f"{where}: is empty; run rsconnect write-manifest to write the manifest"
         )
     try:
-        return json.loads(
+        document = json.loads(
             text, parse_constant=_reject_constant, parse_float=_finite, parse_int=_whole
         )
     except json.JSONDecodeError as exc:
@@ -304,9 +329,14 @@ def _decode(data: bytes, where: str) -> Any:
             "fix the value or run rsconnect write-manifest again"
         ) from None
     except RecursionError:
+        too_deep = True
+    else:
+        too_deep = json_too_deep(document)
+    if too_deep:
         raise ManifestError(
             f"{where}: nested too deeply to read; a manifest needs only a few levels"
-        ) from None
+        )
+    return document
 
 
 def _reject_constant(name: str) -> Any:

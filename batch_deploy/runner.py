@@ -44,7 +44,7 @@ from .integrations import Integration, ServerView
 from .jobs import ContentSpec, Job, ServerSpec
 from .manifest import load_manifest
 from .planning import ContentSource, PairPlan, plan_pairs, rows_for
-from .report import render_csv, render_html, render_json
+from .report import render_csv, render_html, render_json, terminal_text
 from .results import PairOutcome, Row, RunMeta, RunResult, ServerMeta
 from .sandbox import serve_sandbox
 from .sandbox.seed import Seed, load_seed
@@ -178,9 +178,10 @@ async def _survey_one(spec: ServerSpec, endpoint: _Endpoint, client: ConnectClie
         if user.role in DEPLOY_ROLES:
             integrations = await client.integrations()
         else:
+            # The role is the server's text, bound for stderr: escaped like the summary.
             error = (
-                f"{spec.name}: the API key belongs to {user.username!r}, a {user.role}; "
-                "deploying needs a publisher or administrator key"
+                f"{spec.name}: the API key belongs to {user.username!r}, a "
+                f"{terminal_text(user.role)}; deploying needs a publisher or administrator key"
             )
     except ConnectError as failure:
         error = str(failure)

@@ -19,6 +19,7 @@ import os
 import re
 import ssl
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -50,6 +51,7 @@ from ..errors import (
     TransportError,
 )
 from ..integrations import Integration
+from ..manifest import MAX_JSON_DEPTH, json_too_deep
 from .models import Association, Bundle, Content, ServerSettings, ShapeError, Task, User
 from .retry import (
     BackoffHook,
@@ -74,7 +76,27 @@ UPLOAD_CHUNK: Final = 256 * 1024
 MIN_UPLOAD_BYTES_PER_S: Final = 256 * 1024
 MIN_POLL_INTERVAL: Final = 0.2
 TASK_OUTPUT_KEPT: Final = 50
+# What wait_task keeps of a task's output for its result: a server that never
+# stops printing must not grow this process without bound.
+TASK_LINES_KEPT: Final = 1000
+TASK_LINE_CHARS: Final = 2000
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._~-]*$")
+# C0 and C1 controls left after whitespace is folded: ESC, BEL, CSI and friends.
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+class _Redacted(str):
+    """A str that never shows itself in a repr.
+
+    The key and the ``Authorization`` value are held as this type, so the
+    request headers that aiohttp keeps in its exceptions (``request_info``),
+    and any dict of headers in a traceback's locals, print ``'<redacted>'``.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'<redacted>'"
 
 
 @dataclass(frozen=True)
@@ -153,7 +175,7 @@ class ConnectClient:
     ) -> None:
         self.server = server or url
         self.url = url
-        self._api_key = api_key
+        self._api_key = _Redacted(api_key)
         self._key_hint = key_hint
         self._request_timeout = request_timeout
         self._retry = retry or RetryPolicy()
@@ -242,10 +264,12 @@ class ConnectClient:
         return url.with_query(query) if query else url
 
     def _scrub(self, text: str, limit: int = 300) -> str:
-        """Server-supplied text made fit for a message: one line, short, key-free."""
+        """Server-supplied text made fit for a message: one line, short, key-free,
+        without control characters (messages reach terminals through logs)."""
         if self._api_key:
             text = text.replace(self._api_key, "<redacted>")
         text = " ".join(text.split())
+        text = _CONTROLS.sub(lambda found: f"\\x{ord(found.group()):02x}", text)
         return text if len(text) <= limit else text[: limit - 3] + "..."
 
     # -- one HTTP exchange -------------------------------------------------------
@@ -267,8 +291,9 @@ class ConnectClient:
         current = url
         for _hop in range(self._max_redirects + 1):
             send = dict(headers or {})
-            if authenticated and _origin(current) == self._origin:
-                send["Authorization"] = f"Key {self._api_key}"
+            own_origin = _origin(current) == self._origin
+            if authenticated and own_origin:
+                send["Authorization"] = _Redacted(f"Key {self._api_key}")
             started = time.monotonic()
             try:
                 async with self._http().request(
@@ -278,7 +303,8 @@ class ConnectClient:
                     headers=send,
                     allow_redirects=False,
                     timeout=aiohttp.ClientTimeout(total=limit),
-                    cookies=cookies,
+                    # A task's cookies belong to the server's node, not to a redirect target.
+                    cookies=cookies if own_origin else None,
                 ) as response:
                     elapsed = time.monotonic() - started
                     log.debug(
@@ -326,6 +352,14 @@ class ConnectClient:
             raise APIError(
                 f"the server redirected to {self._scrub(str(target))}, which is not http(s); "
                 "set url to the server's own address",
+                status=status,
+                server=self.server,
+                where=where,
+            )
+        if current.scheme == "https" and target.scheme != "https":
+            raise APIError(
+                f"the server redirected from https to {self._scrub(str(target.origin()))}, "
+                "which is not encrypted; set url to the server's https address",
                 status=status,
                 server=self.server,
                 where=where,
@@ -505,7 +539,7 @@ class ConnectClient:
 
     def _decode(self, answer: _Answer, where: str) -> Any:
         try:
-            return json.loads(answer.body)
+            data = json.loads(answer.body, parse_constant=_not_json)
         except (ValueError, UnicodeDecodeError) as error:
             kind = answer.content_type or "no Content-Type"
             raise APIError(
@@ -515,6 +549,21 @@ class ConnectClient:
                 server=self.server,
                 where=where,
             ) from error
+        except RecursionError:
+            data = None
+            too_deep = True
+        else:
+            too_deep = json_too_deep(data)
+        if too_deep:
+            # Everything downstream (matching, redaction, reports) recurses.
+            raise APIError(
+                f"the answer nests more than {MAX_JSON_DEPTH} levels deep, which no Connect "
+                "answer does; check that url points at a Connect server",
+                status=answer.status,
+                server=self.server,
+                where=where,
+            )
+        return data
 
     def _shape_error(self, error: ShapeError, where: str, status: int) -> APIError:
         return APIError(
@@ -671,7 +720,7 @@ class ConnectClient:
             mine = [item for item in named if item.owner_guid == self._user.guid]
             if len(mine) == 1:
                 return mine[0]
-        guids = ", ".join(item.guid for item in named)
+        guids = self._scrub(", ".join(item.guid for item in named))
         raise ConnectError(
             f"{len(named)} content items are named {name!r} ({guids}); give this server's "
             "guid for the content in the job file to choose one",
@@ -791,11 +840,20 @@ class ConnectClient:
         """
         url = self._api(f"v1/content/{self._segment(guid, 'content guid')}/deploy")
         where = f"POST {url.path}"
+        # Behind a load balancer the task lives on the node that answered: its
+        # polls must carry the cookies this deploy went with (a balancer sets
+        # none when the request already names a node) and any it was given,
+        # whatever other deploys on this session set in the jar meanwhile.
+        went_with = {
+            name: morsel.value
+            for name, morsel in self._http().cookie_jar.filter_cookies(url).items()
+        }
         answer = await self._call(
             "POST",
             url,
             hook=retry_unsent(self._retry, _never_sent),
             json_body={"bundle_id": bundle_id},
+            cookies=went_with or None,
         )
         data = self._decode(answer, where)
         task_id = data.get("task_id") if isinstance(data, dict) else None
@@ -803,11 +861,9 @@ class ConnectClient:
             task_id = str(task_id)
         if not isinstance(task_id, str) or not task_id:
             raise self._shape_error(ShapeError('no "task_id" in the answer'), where, answer.status)
-        if answer.cookies:
-            # Behind a load balancer the task lives on the node that answered:
-            # its polls must carry this response's cookies, whatever other
-            # deploys on this session have set since.
-            self._task_cookies[task_id] = dict(answer.cookies)
+        cookies = {**went_with, **answer.cookies}
+        if cookies:
+            self._task_cookies[task_id] = cookies
         return task_id
 
     async def wait_task(
@@ -821,11 +877,13 @@ class ConnectClient:
 
         Long-polls (the server holds each poll up to ``task_poll_wait`` s) and
         reads each output line once. Raises TaskFailed for a non-zero code and
-        TaskTimedOut at the deadline, both with the last output lines.
+        TaskTimedOut at the deadline, both with the last output lines. The
+        result's output is the last ``TASK_LINES_KEPT`` lines, each cut to
+        ``TASK_LINE_CHARS`` characters; ``on_output`` sees every line whole.
         """
         url = self._api(f"v1/tasks/{self._segment(task_id, 'task id')}")
         where = f"GET {url.path}"
-        lines: list[str] = []
+        lines: deque[str] = deque(maxlen=TASK_LINES_KEPT)
         first = 0
         started = anyio.current_time()
         task: Task | None = None
@@ -839,7 +897,7 @@ class ConnectClient:
                     for line in task.output:
                         if on_output is not None:
                             on_output(line)
-                    lines.extend(task.output)
+                    lines.extend(line[:TASK_LINE_CHARS] for line in task.output)
                     # `last` is where the next read starts; never step back, or
                     # lines already reported would come again.
                     first = max(first + len(task.output) if task.last < 0 else task.last, first)
@@ -856,7 +914,7 @@ class ConnectClient:
                 f"the deploy task {task_id} was still running after {deadline_s:g} s; raise "
                 "task_timeout in the job file, or check the content's logs on the server",
                 task_id=task_id,
-                output=lines[-TASK_OUTPUT_KEPT:],
+                output=list(lines)[-TASK_OUTPUT_KEPT:],
                 server=self.server,
                 where=where,
             ) from None
@@ -869,7 +927,7 @@ class ConnectClient:
                 f"the deploy task {task_id} failed (code {task.code}): {reason}; read the "
                 "task output and the content's logs on the server to fix it",
                 task_id=task_id,
-                output=lines[-TASK_OUTPUT_KEPT:],
+                output=list(lines)[-TASK_OUTPUT_KEPT:],
                 server=self.server,
                 where=where,
             )
@@ -913,11 +971,17 @@ class ConnectClient:
         await self._call("PUT", url, json_body=body)
 
 
+def _not_json(name: str) -> Any:
+    # Python's json reads NaN and Infinity, which JSON (and Connect) never send;
+    # once read, they would turn a seed written from the answer into invalid JSON.
+    raise ValueError(f"{name} is not a JSON value")
+
+
 def _error_fields(body: bytes) -> tuple[str, int | None]:
     """Connect's ``{"code": ..., "error": ...}`` from an error answer, when present."""
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return "", None
     if not isinstance(data, dict):
         return "", None

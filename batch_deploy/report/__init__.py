@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from batch_deploy.report.csv import neutralise_cell, render_csv
 from batch_deploy.report.html import is_web_url, render_html
-from batch_deploy.report.json import render_json
+from batch_deploy.report.json import json_text, render_json
 from batch_deploy.report.summary import (
     Cell,
     Matrix,
@@ -18,6 +18,7 @@ from batch_deploy.report.summary import (
     build_matrix,
     count_statuses,
     render_summary_table,
+    terminal_text,
 )
 
 __all__ = [
@@ -27,9 +28,11 @@ __all__ = [
     "build_matrix",
     "count_statuses",
     "is_web_url",
+    "json_text",
     "neutralise_cell",
     "render_csv",
     "render_html",
     "render_json",
     "render_summary_table",
+    "terminal_text",
 ]

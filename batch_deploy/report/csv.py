@@ -6,8 +6,13 @@ it with ``newline=""`` (or as bytes) so the platform does not translate them,
 and encode it as UTF-8.
 
 A spreadsheet treats a cell that begins with ``=``, ``+``, ``-``, ``@``, a tab
-or a carriage return as a formula. Every cell that does is prefixed with a
-single quote, so a hostile name or reason shows as text instead of running.
+or a carriage return as a formula (OWASP's list). Every cell that does is
+prefixed with a single quote, so a hostile name or reason shows as text instead
+of running. So is a cell whose first character other than whitespace (of any
+kind) is ``=``, ``+``, ``-`` or ``@``, as in `` =1+1`` or ``\\n@SUM(A1)``:
+importers that trim cells (LibreOffice's "trim spaces", Google Sheets) would
+otherwise hand the formula over intact. No cell here is a number that the quote
+would spoil.
 """
 
 from __future__ import annotations
@@ -24,8 +29,12 @@ FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def neutralise_cell(text: str) -> str:
-    """Prefix ``'`` to a cell a spreadsheet would read as a formula; others unchanged."""
-    return "'" + text if text.startswith(FORMULA_TRIGGERS) else text
+    """Prefix ``'`` to a cell a spreadsheet may read as a formula; others unchanged.
+
+    That is a cell starting with a trigger, or with whitespace and then one.
+    """
+    risky = text.startswith(FORMULA_TRIGGERS) or text.lstrip().startswith(FORMULA_TRIGGERS)
+    return "'" + text if risky else text
 
 
 def _drift(value: bool | None) -> str:

@@ -21,16 +21,34 @@ everything else a string. Non-ASCII text is kept as is: encode as UTF-8.
 from __future__ import annotations
 
 import json
+import re
+from typing import Any
 
 from batch_deploy.report._format import clean_duration, clean_text, iso_utc, run_seconds
 from batch_deploy.report.summary import count_statuses
 from batch_deploy.results import COLUMNS, Row, RunResult, ServerMeta
 
-__all__ = ["TOOL", "render_json", "row_object"]
+__all__ = ["TOOL", "json_text", "render_json", "row_object"]
 
 TOOL = "batch_deploy"
 
 JSONValue = str | int | float | bool | None | list["JSONValue"] | dict[str, "JSONValue"]
+
+# json.dumps escapes C0 controls but, with ensure_ascii=False, writes DEL, the C1
+# controls and lone surrogates raw: terminals may act on the first (U+009B is
+# CSI) and the last cannot be encoded as UTF-8, so all become \u escapes.
+_UNSAFE = re.compile("[\x7f-\x9f\ud800-\udfff]")
+
+
+def json_text(value: Any) -> str:
+    """``value`` as indented JSON, non-ASCII kept, control characters and lone
+    surrogates escaped.
+
+    Such characters can only sit inside strings, where the escape means the
+    same, so the document reads back unchanged.
+    """
+    text = json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False)
+    return _UNSAFE.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
 
 
 def row_object(row: Row) -> dict[str, JSONValue]:
@@ -97,4 +115,4 @@ def render_json(result: RunResult) -> str:
         },
         "rows": [row_object(row) for row in result.rows],
     }
-    return json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    return json_text(document) + "\n"

@@ -33,6 +33,7 @@ __all__ = [
     "count_statuses",
     "logs_url",
     "render_summary_table",
+    "terminal_text",
 ]
 
 # Higher is worse. A cell shows its worst request so one bad request in an
@@ -239,16 +240,23 @@ _ABSENT = "-"
 _DRIFT_MARK = "*"
 
 
-def _ascii(text: str) -> str:
+def terminal_text(text: str, *, keep_unicode: bool = False) -> str:
     """Printable ASCII as is, everything else as a backslash escape.
 
-    Names come from job files and servers; escaping keeps terminal control
-    sequences inert and makes ``len`` equal to the printed width.
+    For anything printed to a terminal that came from a job file, a manifest or
+    a server: escaping keeps control sequences inert and makes ``len`` equal to
+    the printed width. With ``keep_unicode``, printable non-ASCII letters stay
+    readable ("Données") where alignment does not matter; control and format
+    characters (bidi overrides among them) are still escaped.
     """
-    if text.isascii() and text.isprintable():
+    if text.isprintable() and (keep_unicode or text.isascii()):
         return text
+
+    def shown(ch: str) -> bool:
+        return " " <= ch <= "~" or (keep_unicode and ch.isprintable())
+
     return "".join(
-        ch if " " <= ch <= "~" else ch.encode("unicode_escape").decode("ascii") for ch in text
+        ch if shown(ch) else ch.encode("unicode_escape").decode("ascii") for ch in text
     )
 
 
@@ -305,8 +313,8 @@ def render_summary_table(result: RunResult, width: int | None = None) -> str:
     """
     matrix = build_matrix(result)
     counts = count_statuses(result, matrix)
-    names = [_ascii(content) for content in matrix.contents]
-    headers = [_fit(_ascii(server), _MAX_SERVER_WIDTH) for server in matrix.servers]
+    names = [terminal_text(content) for content in matrix.contents]
+    headers = [_fit(terminal_text(server), _MAX_SERVER_WIDTH) for server in matrix.servers]
     columns = [
         [_cell_text(matrix.cell(content, server)) for content in matrix.contents]
         for server in matrix.servers

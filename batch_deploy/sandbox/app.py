@@ -17,6 +17,7 @@ import hmac
 import html
 import json
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,6 +172,10 @@ async def _json_body(request: web.Request, *, empty: Any = None) -> Any:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise StoreError(400, 121, f"The request JSON is invalid: {exc}.") from None
+    except RecursionError:
+        raise StoreError(
+            400, 121, "The request JSON is invalid: it is nested too deeply."
+        ) from None
 
 
 def _integrations_gate(store: Store, request: web.Request) -> None:
@@ -582,7 +587,7 @@ def _number(request: web.Request, key: str, default: float) -> float:
         value = float(text)
     except ValueError:
         value = -1.0
-    if not value >= 0:
+    if not 0 <= value < math.inf:
         raise StoreError(
             400, 25, f"The parameter is invalid: {key}={text!r}; give a number of 0 or more."
         )
@@ -638,7 +643,7 @@ def _content_page(store: Store, guid: str, bundle_id: str | None) -> web.Respons
             )
         shown, state_word = record.bundle_id, "active"
     else:
-        bundle = store.bundles.get(int(bundle_id))
+        bundle = store.bundles.get(int(bundle_id)) if len(bundle_id) <= 18 else None
         if bundle is None or bundle.content_guid != guid or not bundle.built:
             return _page("Not found", "<h1>Not found</h1><p>No built bundle has this id.</p>", 404)
         shown = bundle.id

@@ -96,6 +96,15 @@ _SETTABLE: Mapping[str, tuple[type, ...]] = {
 _ACCESS_TYPES = ("all", "logged_in", "acl")
 
 
+def _bundle_number(text: str) -> int:
+    """A bundle id from a request; -1 (no bundle) for anything but a short run of 0-9.
+
+    ``str.isdigit`` alone lets through digits ``int`` refuses ("²") and runs
+    too long to convert, which would turn a lookup into a server error.
+    """
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else -1
+
+
 def utc_now() -> str:
     """Connect's timestamp format: RFC 3339 in UTC, whole seconds."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -588,7 +597,7 @@ class Store:
 
     def get_bundle(self, content_guid: str, bundle_id: str) -> BundleRecord:
         self.get_content(content_guid)
-        bundle = self.bundles.get(int(bundle_id)) if bundle_id.isdigit() else None
+        bundle = self.bundles.get(_bundle_number(bundle_id))
         if bundle is None or bundle.content_guid != content_guid:
             raise StoreError(404, 4, NOT_FOUND)
         return bundle
@@ -653,7 +662,7 @@ class Store:
                 )
             return bundles[0]
         text = str(bundle_id)
-        bundle = self.bundles.get(int(text)) if text.isdigit() else None
+        bundle = self.bundles.get(_bundle_number(text))
         if bundle is None:
             raise StoreError(404, 4, f"{NOT_FOUND} (bundle {text!r})")
         if bundle.content_guid != content_guid:

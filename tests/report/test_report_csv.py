@@ -37,7 +37,7 @@ def test_neutralised_cell_never_starts_with_a_trigger(text: str) -> None:
 
 @given(st.text())
 def test_safe_cells_are_unchanged_and_dangerous_ones_get_one_quote(text: str) -> None:
-    if text.startswith(DANGEROUS):
+    if text.startswith(DANGEROUS) or text.lstrip().startswith(DANGEROUS):
         assert neutralise_cell(text) == "'" + text
     else:
         assert neutralise_cell(text) == text
@@ -46,6 +46,29 @@ def test_safe_cells_are_unchanged_and_dangerous_ones_get_one_quote(text: str) ->
 @given(st.sampled_from(DANGEROUS), st.text())
 def test_every_trigger_is_neutralised(trigger: str, rest: str) -> None:
     assert neutralise_cell(trigger + rest) == "'" + trigger + rest
+
+
+WHITESPACE = [chr(code) for code in range(0x3001) if chr(code).isspace()]
+
+
+@given(
+    st.text(alphabet=st.sampled_from(WHITESPACE), min_size=1),
+    st.sampled_from(("=", "+", "-", "@")),
+    st.text(),
+)
+def test_a_trigger_after_leading_whitespace_is_neutralised(
+    space: str, trigger: str, rest: str
+) -> None:
+    # Importers that trim cells would otherwise hand the formula over intact.
+    assert neutralise_cell(space + trigger + rest) == "'" + space + trigger + rest
+
+
+def test_whitespace_before_a_trigger_examples() -> None:
+    assert neutralise_cell(" =1+1") == "' =1+1"
+    assert neutralise_cell("\n@SUM(A1)") == "'\n@SUM(A1)"
+    assert neutralise_cell("\u00a0\u3000-2") == "'\u00a0\u3000-2"
+    assert neutralise_cell(" a=b") == " a=b"
+    assert neutralise_cell("   ") == "   "
 
 
 def test_neutralise_examples() -> None:
