@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import socket
@@ -117,3 +118,25 @@ def built_bundle(folder: Path, manifest: dict[str, Any] | None = None) -> BuiltB
         requests=(),
     )
     return build_bundle(folder, parsed, folder)
+
+
+@contextlib.asynccontextmanager
+async def raw_server(reply: bytes, *, after_request_head: bool = False) -> AsyncIterator[int]:
+    """A TCP server that answers every connection with ``reply`` as is and closes it:
+    at once, or ``after_request_head`` has arrived (a TLS client sends no HTTP head).
+    """
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            if after_request_head:
+                await reader.readuntil(b"\r\n\r\n")
+            writer.write(reply)
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-import shutil
 import ssl
-import subprocess
 import traceback
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +16,7 @@ from batch_deploy.connect import ConnectClient, RetryPolicy
 from batch_deploy.connect.client import MAX_ANSWER_BYTES, TASK_LINE_CHARS, TASK_LINES_KEPT
 from batch_deploy.errors import APIError, AuthenticationFailed, ConnectError, ConnectFailed
 
-from .connect_support import KEY, serve_app
+from .connect_support import KEY, raw_server, serve_app
 
 pytestmark = pytest.mark.anyio
 
@@ -40,25 +36,6 @@ def answering(body: str, status: int = 200, **headers: str) -> web.Application:
     return app
 
 
-@contextlib.asynccontextmanager
-async def raw_server(reply: bytes) -> AsyncIterator[int]:
-    """A TCP server that reads one request head and answers ``reply`` as is."""
-
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
-            await reader.readuntil(b"\r\n\r\n")
-            writer.write(reply)
-            await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
-        await server.wait_closed()
-
-
 # --- the key in exception chains ------------------------------------------------------
 
 
@@ -66,7 +43,7 @@ async def test_the_key_is_not_in_a_chained_aiohttp_exception() -> None:
     # aiohttp's ClientResponseError keeps the request's headers (request_info) in
     # its args and repr: a debugger, a test report or an error tracker shows them.
     async with (
-        raw_server(b"HTTP/1.1 abc garbage\r\n\r\n") as port,
+        raw_server(b"HTTP/1.1 abc garbage\r\n\r\n", after_request_head=True) as port,
         ConnectClient(
             server="odd", url=f"http://127.0.0.1:{port}", api_key=KEY, retry=ONCE
         ) as client,
@@ -204,25 +181,6 @@ async def test_duplicate_names_list_server_guids_escaped() -> None:
 
 
 # --- redirects --------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("the openssl command is not installed")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [
-            openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2",
-            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
 
 
 class Recorder:
