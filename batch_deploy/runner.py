@@ -167,7 +167,7 @@ async def _open_endpoints(
     return endpoints
 
 
-async def _survey_one(spec: ServerSpec, endpoint: _Endpoint, client: ConnectClient) -> ServerSurvey:
+async def _survey_one(spec: ServerSpec, client: ConnectClient) -> ServerSurvey:
     settings: ServerSettings | None = None
     user: User | None = None
     integrations: tuple[Integration, ...] | None = None
@@ -188,7 +188,7 @@ async def _survey_one(spec: ServerSpec, endpoint: _Endpoint, client: ConnectClie
     version_text = spec.version or (settings.version if settings else "")
     meta = ServerMeta(
         spec.name,
-        endpoint.url,
+        client.url,
         version_text,
         None if integrations is None else len(integrations),
         user.username if user else "",
@@ -215,16 +215,13 @@ async def _survey_one(spec: ServerSpec, endpoint: _Endpoint, client: ConnectClie
 
 
 async def _survey_all(
-    job: Job,
-    endpoints: Mapping[str, _Endpoint],
-    clients: Mapping[str, ConnectClient],
-    emit: EventSink,
+    job: Job, clients: Mapping[str, ConnectClient], emit: EventSink
 ) -> dict[str, ServerSurvey]:
     surveys: dict[str, ServerSurvey] = {}
     emit(PhaseStarted("servers", len(clients)))
 
     async def one(name: str) -> None:
-        survey = await _survey_one(job.servers[name], endpoints[name], clients[name])
+        survey = await _survey_one(job.servers[name], clients[name])
         surveys[name] = survey
         if survey.meta.error:
             log.warning("unreachable: %s", survey.meta.error)
@@ -234,6 +231,17 @@ async def _survey_all(
         for name in clients:
             group.start_soon(one, name)
     return {name: surveys[name] for name in clients}
+
+
+async def _open_clients(
+    job: Job, seeds: Mapping[str, Seed], stack: AsyncExitStack, retry: RetryPolicy | None
+) -> dict[str, ConnectClient]:
+    """One client per server (starting embedded sandboxes first), closed by ``stack``."""
+    endpoints = await _open_endpoints(job, seeds, stack)
+    return {
+        name: await stack.enter_async_context(_open_client(name, endpoint, retry))
+        for name, endpoint in endpoints.items()
+    }
 
 
 def _open_client(name: str, endpoint: _Endpoint, retry: RetryPolicy | None) -> ConnectClient:
@@ -259,12 +267,8 @@ async def survey(
     seeds = _load_seeds(job)
     surveys: dict[str, ServerSurvey] = {}
     async with AsyncExitStack() as stack, _stoppable(stop) as scope:
-        endpoints = await _open_endpoints(job, seeds, stack)
-        clients = {
-            name: await stack.enter_async_context(_open_client(name, endpoint, retry))
-            for name, endpoint in endpoints.items()
-        }
-        surveys = await _survey_all(job, endpoints, clients, on_event or _ignore)
+        clients = await _open_clients(job, seeds, stack, retry)
+        surveys = await _survey_all(job, clients, on_event or _ignore)
     if scope.cancelled_caught:
         return None
     return tuple(surveys.values())
@@ -539,12 +543,8 @@ async def execute(
 
     async with AsyncExitStack() as stack:
         async with _stoppable(stop) as scope:
-            endpoints = await _open_endpoints(job, seeds, stack)
-            clients = {
-                name: await stack.enter_async_context(_open_client(name, endpoint, retry))
-                for name, endpoint in endpoints.items()
-            }
-            surveys = await _survey_all(job, endpoints, clients, emit)
+            clients = await _open_clients(job, seeds, stack, retry)
+            surveys = await _survey_all(job, clients, emit)
             views = {n: s.view for n, s in surveys.items() if s.view is not None}
             unreachable = {n: s.meta.error for n, s in surveys.items() if s.view is None}
             plans = plan_pairs(job, sources, views, unreachable)
