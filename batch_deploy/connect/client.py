@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import ipaddress
 import json
 import logging
 import math
@@ -19,6 +20,7 @@ import os
 import re
 import ssl
 import time
+import urllib.request
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -97,6 +99,29 @@ class _Redacted(str):
 
     def __repr__(self) -> str:
         return "'<redacted>'"
+
+
+def proxy_for(url: URL) -> str | None:
+    """The proxy the environment names for ``url``, if any.
+
+    HTTPS_PROXY / HTTP_PROXY / NO_PROXY as curl and pip read them. aiohttp's
+    ``trust_env`` would do this too, but it would also read ~/.netrc and then
+    refuse our own Authorization header, so the proxy is chosen here.
+    """
+    host = url.host or ""
+    # A proxy cannot reach this machine's loopback (an embedded sandbox) for us.
+    if not host or _is_loopback(host) or urllib.request.proxy_bypass(host):
+        return None
+    return urllib.request.getproxies().get(url.scheme)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -305,6 +330,7 @@ class ConnectClient:
                     timeout=aiohttp.ClientTimeout(total=limit),
                     # A task's cookies belong to the server's node, not to a redirect target.
                     cookies=cookies if own_origin else None,
+                    proxy=proxy_for(current),
                 ) as response:
                     elapsed = time.monotonic() - started
                     log.debug(
