@@ -29,11 +29,13 @@ __all__ = [
     "MAX_JSON_DEPTH",
     "REQUEST_FIELDS",
     "IntegrationRequest",
+    "JSONTooDeep",
     "Manifest",
     "compile_pattern",
     "json_too_deep",
     "json_type",
     "load_manifest",
+    "loads_json",
     "parse_manifest",
     "pattern_problem",
 ]
@@ -135,6 +137,24 @@ def json_too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
             return True
         pending.extend((child, depth + 1) for child in children)
     return False
+
+
+class JSONTooDeep(ValueError):
+    """JSON nested past ``MAX_JSON_DEPTH``: refused, as nothing here should recurse into it."""
+
+
+def loads_json(text: str | bytes, **hooks: Any) -> Any:
+    """``json.loads`` for untrusted input: NaN and Infinity (which Python reads but
+    JSON forbids) raise ValueError, and nesting past ``MAX_JSON_DEPTH`` raises
+    JSONTooDeep. ``hooks`` go to ``json.loads`` (``parse_float``, ...).
+    """
+    try:
+        value = json.loads(text, parse_constant=_reject_constant, **hooks)
+    except RecursionError:
+        raise JSONTooDeep(f"nested more than {MAX_JSON_DEPTH} levels deep") from None
+    if json_too_deep(value):
+        raise JSONTooDeep(f"nested more than {MAX_JSON_DEPTH} levels deep")
+    return value
 
 
 def _quote(text: str) -> str:
@@ -315,9 +335,11 @@ def _decode(data: bytes, where: str) -> Any:
             f"{where}: is empty; run rsconnect write-manifest to write the manifest"
         )
     try:
-        document = json.loads(
-            text, parse_constant=_reject_constant, parse_float=_finite, parse_int=_whole
-        )
+        return loads_json(text, parse_float=_finite, parse_int=_whole)
+    except JSONTooDeep:
+        raise ManifestError(
+            f"{where}: nested too deeply to read; a manifest needs only a few levels"
+        ) from None
     except json.JSONDecodeError as exc:
         raise ManifestError(
             f"{where}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
@@ -328,15 +350,6 @@ def _decode(data: bytes, where: str) -> Any:
             f"{where}: cannot be read as JSON ({exc}); "
             "fix the value or run rsconnect write-manifest again"
         ) from None
-    except RecursionError:
-        too_deep = True
-    else:
-        too_deep = json_too_deep(document)
-    if too_deep:
-        raise ManifestError(
-            f"{where}: nested too deeply to read; a manifest needs only a few levels"
-        )
-    return document
 
 
 def _reject_constant(name: str) -> Any:

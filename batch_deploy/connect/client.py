@@ -53,7 +53,7 @@ from ..errors import (
     TransportError,
 )
 from ..integrations import Integration
-from ..manifest import MAX_JSON_DEPTH, json_too_deep
+from ..manifest import MAX_JSON_DEPTH, JSONTooDeep, loads_json
 from .models import Association, Bundle, Content, ServerSettings, ShapeError, Task, User
 from .retry import (
     BackoffHook,
@@ -565,7 +565,16 @@ class ConnectClient:
 
     def _decode(self, answer: _Answer, where: str) -> Any:
         try:
-            data = json.loads(answer.body, parse_constant=_not_json)
+            return loads_json(answer.body)
+        except JSONTooDeep:
+            # Everything downstream (matching, redaction, reports) recurses.
+            raise APIError(
+                f"the answer nests more than {MAX_JSON_DEPTH} levels deep, which no Connect "
+                "answer does; check that url points at a Connect server",
+                status=answer.status,
+                server=self.server,
+                where=where,
+            ) from None
         except (ValueError, UnicodeDecodeError) as error:
             kind = answer.content_type or "no Content-Type"
             raise APIError(
@@ -575,21 +584,6 @@ class ConnectClient:
                 server=self.server,
                 where=where,
             ) from error
-        except RecursionError:
-            data = None
-            too_deep = True
-        else:
-            too_deep = json_too_deep(data)
-        if too_deep:
-            # Everything downstream (matching, redaction, reports) recurses.
-            raise APIError(
-                f"the answer nests more than {MAX_JSON_DEPTH} levels deep, which no Connect "
-                "answer does; check that url points at a Connect server",
-                status=answer.status,
-                server=self.server,
-                where=where,
-            )
-        return data
 
     def _shape_error(self, error: ShapeError, where: str, status: int) -> APIError:
         return APIError(
@@ -995,12 +989,6 @@ class ConnectClient:
         )
         body = [{"oauth_integration_guid": integration} for integration in integration_guids]
         await self._call("PUT", url, json_body=body)
-
-
-def _not_json(name: str) -> Any:
-    # Python's json reads NaN and Infinity, which JSON (and Connect) never send;
-    # once read, they would turn a seed written from the answer into invalid JSON.
-    raise ValueError(f"{name} is not a JSON value")
 
 
 def _error_fields(body: bytes) -> tuple[str, int | None]:
