@@ -284,12 +284,6 @@ def _load_sources(specs: Sequence[ContentSpec]) -> list[ContentSource]:
     return sources
 
 
-def _planned_outcome(plan: PairPlan) -> PairOutcome:
-    if plan.deployable:
-        return PairOutcome(plan.source.name, plan.server, "planned")
-    return PairOutcome(plan.source.name, plan.server, "blocked", error=plan.blocked_reason)
-
-
 @dataclass
 class _Progress:
     """What one pipeline has learned so far, for a cancelled pair's row."""
@@ -548,9 +542,7 @@ async def execute(
             views = {n: s.view for n, s in surveys.items() if s.view is not None}
             unreachable = {n: s.meta.error for n, s in surveys.items() if s.view is None}
             plans = plan_pairs(job, sources, views, unreachable)
-            if command == "plan":
-                outcomes = {plan.key: _planned_outcome(plan) for plan in plans}
-            else:
+            if command == "run":
                 deployer = _Deployer(job, clients, views, state_path, states, resume, emit)
                 outcomes = deployer.outcomes
                 await _run_deploys(plans, deployer, emit)
@@ -570,7 +562,7 @@ async def execute(
     for plan in plans:
         outcome = outcomes.get(plan.key)
         if outcome is None:
-            outcome = _unfinished_outcome(plan, command, interrupted)
+            outcome = _unfinished_outcome(plan, command)
         ordered.append(outcome)
         rows.extend(rows_for(plan, outcome))
     meta = RunMeta(
@@ -586,12 +578,14 @@ async def execute(
     return RunResult(meta, tuple(rows), tuple(ordered))
 
 
-def _unfinished_outcome(plan: PairPlan, command: str, interrupted: bool) -> PairOutcome:
+def _unfinished_outcome(plan: PairPlan, command: str) -> PairOutcome:
+    """The outcome of a pair no pipeline reported: every pair of a plan, the
+    blocked pairs of a run, and whatever an interrupt left unstarted."""
     if plan.unreachable == INTERRUPTED_EARLY:
         return PairOutcome(plan.source.name, plan.server, "cancelled", error=INTERRUPTED_EARLY)
     if not plan.deployable:
         return PairOutcome(plan.source.name, plan.server, "blocked", error=plan.blocked_reason)
-    if command == "plan" and not interrupted:
+    if command == "plan":
         return PairOutcome(plan.source.name, plan.server, "planned")
     return PairOutcome(
         plan.source.name, plan.server, "cancelled", error="interrupted before the deploy started"
@@ -618,11 +612,6 @@ async def _stoppable(stop: anyio.Event | None) -> AsyncIterator[anyio.CancelScop
 
 
 async def _run_deploys(plans: Sequence[PairPlan], deployer: _Deployer, emit: EventSink) -> None:
-    for plan in plans:
-        if not plan.deployable:
-            deployer.outcomes[plan.key] = PairOutcome(
-                plan.source.name, plan.server, "blocked", error=plan.blocked_reason
-            )
     passing = [plan for plan in plans if plan.deployable]
     needed = {plan.source.name: plan.source for plan in passing}
     with tempfile.TemporaryDirectory(prefix="batch-deploy-") as workdir:
